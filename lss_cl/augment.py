@@ -43,7 +43,8 @@ class DSA:
         self.seed = seed
         self._generators: dict[str, torch.Generator] = {}
 
-    def _generator(self, device: torch.device, seed: int | None) -> torch.Generator | None:
+    def generator(self, device: torch.device, seed: int | None = None) -> torch.Generator | None:
+        """The generator used on ``device`` (per-instance, seeded), or a fresh one for ``seed``."""
         if seed is not None:
             return torch.Generator(device=device).manual_seed(seed)
         if self.seed is None:
@@ -53,8 +54,10 @@ class DSA:
             self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
         return self._generators[key]
 
-    def __call__(self, x: torch.Tensor, seed: int | None = None, strategy: str | None = None) -> torch.Tensor:
-        g = self._generator(x.device, seed)
+    def __call__(self, x: torch.Tensor, seed: int | None = None, strategy: str | None = None,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Augment ``x``; randomness from ``generator``, else ``seed``, else the instance seed."""
+        g = generator if generator is not None else self.generator(x.device, seed)
         if strategy is None:
             pick = torch.randint(len(self.params.strategies), (1,), generator=g, device=x.device)
             strategy = self.params.strategies[int(pick.item())]

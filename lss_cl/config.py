@@ -222,3 +222,61 @@ class TrainConfig:
     dsa: bool = True
     seed: int = bounded(0, min=0)
     device: str = "auto"
+
+
+@dataclasses.dataclass
+class ExpertConfig:
+    """MTT expert trajectories: SGD lr 0.01, no momentum, batch 256, DSA, a snapshot per epoch."""
+
+    num_experts: int = bounded(5, min=1, max=10_000)
+    lr: float = bounded(0.01, min=0.0, max=10.0)
+    momentum: float = bounded(0.0, min=0.0, max=0.999)
+    weight_decay: float = bounded(0.0, min=0.0, max=1.0)
+    batch_size: int = bounded(256, min=1, max=65_536)
+    dsa: bool = True
+    seed: int = bounded(0, min=0)
+    store: str = "experts"
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """``lss-cl distill``: MTT or MTT-LSS on a dataset or class subset."""
+
+    data: DataConfig = dataclasses.field(default_factory=lambda: DataConfig(zca=True))
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    experts: ExpertConfig = dataclasses.field(default_factory=ExpertConfig)
+    method: str = bounded("lss", choices=("lss", "mtt"))
+    ipc: float | None = bounded(1.0, min=0.0)
+    budget_floats: int | None = bounded(None, min=1)
+    storage_dtype: str = bounded("float32", choices=("float32", "float16"))
+    rank: int = bounded(8, min=1)
+    groups: int = bounded(4, min=1)
+    init: str = bounded("real", choices=("real", "noise"))
+    labels: str = bounded("soft", choices=("soft", "hard"))
+    label_init: str = bounded("expert", choices=("expert", "random", "class"))
+    iterations: int = bounded(5000, min=0, max=10_000_000)
+    syn_steps: int = bounded(50, min=1, max=10_000)
+    expert_epochs: int = bounded(2, min=1, max=1000)
+    max_start_epoch: int = bounded(2, min=0, max=1000)
+    progressive: bool = True
+    delta: float = bounded(1.0, min=0.0)
+    window: float = bounded(2.0, min=0.0)
+    batch_syn: int | None = bounded(None, min=1)
+    lr_img: float = bounded(100.0, min=0.0)  # pixels (plain MTT)
+    lr_basis: float | None = bounded(None, min=0.0)  # LSS bases Σ (default: lr_img)
+    lr_mapper: float | None = bounded(None, min=0.0)  # LSS mappers U, V (default: lr_basis)
+    lr_label: float = bounded(5.0, min=0.0)
+    lr_lr: float = bounded(1e-7, min=0.0)
+    lr_teacher: float = bounded(0.01, min=0.0)
+    optimizer_momentum: float = bounded(0.5, min=0.0, max=0.999)
+    max_nonfinite: int = bounded(20, min=1)
+    checkpoint_every: int = bounded(50, min=1)
+    seed: int = bounded(0, min=0)
+    device: str = "auto"
+    out: str = "distilled"
+
+    def validate(self, prefix: str = "") -> None:
+        if self.ipc is None and self.budget_floats is None:
+            raise ConfigError(f"{prefix}ipc: give ipc (images per class) or budget_floats")
+        if self.data.classes is not None and len(self.data.classes) < 2:
+            raise ConfigError(f"{prefix}data.classes: got {self.data.classes}; distillation needs ≥ 2 classes")

@@ -30,6 +30,21 @@ class PreparedData:
     def num_classes(self) -> int:
         return self.arrays.num_classes
 
+    def subset(self, class_ids: list[int]) -> "PreparedData":
+        """Only ``class_ids`` (global ids), relabelled 0..n-1; no re-normalisation."""
+        arrays = self.arrays.subset(class_ids)
+        base = list(self.arrays.class_ids or range(self.num_classes))
+        local = torch.tensor([base.index(c) for c in class_ids])
+
+        def pick(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            keep = torch.isin(y, local)
+            remap = torch.full((int(y.max()) + 1,), -1, dtype=torch.long)
+            remap[local] = torch.arange(len(class_ids))
+            return x[keep], remap[y[keep]]
+
+        return PreparedData(arrays, self.normalizer, *pick(self.train_x, self.train_y),
+                            *pick(self.test_x, self.test_y))
+
 
 def prepare_data(cfg: DataConfig, progress: bool = False) -> PreparedData:
     """Normalisation (and ZCA) is fit on the *whole* train split, then classes are selected."""
