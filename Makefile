@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # Data root: $LSS_CL_DATA if set, else ../shared/data when present, else ./data.
 export LSS_CL_DATA ?= $(if $(wildcard ../shared/data),../shared/data,data)
 
-.PHONY: install demo test bench-train clean
+.PHONY: install demo dashboard test bench-train clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,12 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/lss-cl data info
+	$(VENV)/bin/lss-cl data info --dataset cifar10
+	$(VENV)/bin/lss-cl run scenarios/split_cifar10_quick.yaml --strategy lss --seeds 0 --out runs --resume
+	$(VENV)/bin/lss-cl compare runs/split_cifar10_quick
+
+dashboard: install
+	$(VENV)/bin/lss-cl dashboard --runs runs
 
 test: install
 	@rc=0; $(PY) -m pytest -q || rc=$$?; \

@@ -34,6 +34,7 @@ WORK = Path("bench-work")  # experts and checkpoints (not committed)
 
 
 # Each row: config fields that differ from the shared base config ("random": real images).
+# The random baseline is stored raw (uint8) and therefore uses fewer bytes than the float rows.
 METHODS = {"random": None, "mtt": {"method": "mtt", "labels": "hard"},
            "lss_init": {"method": "lss", "iterations": 0}, "lss": {"method": "lss"}}
 

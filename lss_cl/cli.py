@@ -184,6 +184,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
+    import subprocess
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parent.parent / "app" / "dashboard.py"
+    if not app.is_file():
+        raise LssError(f"dashboard: {app} not found; run from a source checkout of lss-cl")
+    env = {**os.environ, "LSS_CL_RUNS": str(Path(args.runs).resolve())}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.address,
+           "--server.port", str(args.port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    return subprocess.call(cmd, env=env)
+
+
 def _int_list(text: str | None, flag: str) -> list[int] | None:
     if text is None:
         return None
@@ -272,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = sub.add_parser("compare", help="Markdown table of mean ± std over seeds per strategy")
     cmp_.add_argument("paths", nargs="+", help="run folders or metrics.json files")
     cmp_.set_defaults(func=cmd_compare)
+
+    dash = sub.add_parser("dashboard", help="Streamlit dashboard over run folders")
+    dash.add_argument("--runs", default="runs")
+    dash.add_argument("--port", type=int, default=8501)
+    dash.add_argument("--address", default="127.0.0.1")
+    dash.set_defaults(func=cmd_dashboard)
 
     budget = sub.add_parser("budget", help="storage accounting: images per group m for rank r and groups k")
     budget.add_argument("--dataset", default="cifar10")

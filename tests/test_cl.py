@@ -137,3 +137,12 @@ def test_scenario_validation_one_line_exit_2(capsys, override, msg):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and msg in err[0], err
+
+
+def test_compare_prints_mean_std_table(lss_run, capsys, real_data_root):
+    root, m = lss_run
+    assert main(["compare", str(root)]) == 0
+    out = capsys.readouterr().out
+    acc = f"{100 * m['final_average_accuracy']:.2f} ± 0.00"
+    assert "| smoke | replay | lss | 1 | " + acc in out
+    assert main(["compare", str(root / "nothing-here")]) == 2
