@@ -97,7 +97,7 @@ def memory_tab(runs: list[RunInfo]) -> None:
             rows.append({"strategy": r.strategy, "seed": r.seed, "experience": rec["experience"],
                          "kind": rec["kind"], "r": rec["rank"], "k": rec["groups"], "m": rec["per_group"],
                          "images stored": rec["images"], "bytes": rec["bytes"], "budget": rec["budget_bytes"],
-                         "raw images in same bytes": round(rec["budget_bytes"] / 3072, 1), **parts})
+                         "raw images in same bytes": round(rec["bytes"] / 3072, 1), **parts})
     df = pd.DataFrame(rows)
     st.dataframe(df, hide_index=True, width="stretch")
     parts = df.melt(id_vars=["strategy", "seed", "experience"], value_vars=["mappers", "bases", "labels", "images"],
