@@ -181,6 +181,7 @@ def accuracy_tab(runs: list[RunInfo], picked: list[RunInfo]) -> None:
         last = m[-1]
         forget = [max(m[:-1, j]) - last[j] for j in range(m.shape[1] - 1)] if m.shape[0] > 1 else []
         if forget:
+            st.caption("forgetting per experience (%): best earlier accuracy − final accuracy")
             st.bar_chart(pd.DataFrame({"forgetting (%)": forget}, index=[f"exp {j}" for j in range(len(forget))]))
     scenario = st.selectbox("scenario for the average-accuracy curves", sorted({r.scenario for r in finished}))
     curves = defaultdict(list)
