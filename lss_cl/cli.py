@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .errors import LssError
 
-Handler = Callable[[argparse.Namespace], int]
 PAPER_TABLE2 = ((4, 15), (8, 4), (12, 4), (16, 3))  # (rank r, groups k) of the paper's Table 2
 
 
@@ -72,9 +71,7 @@ def _distill_flags(args: argparse.Namespace) -> dict:
 def _load_distill_config(args: argparse.Namespace):
     from .config import DistillConfig, load_config
 
-    flags = _distill_flags(args)
-    flags["progressive"] = getattr(args, "progressive", None)
-    return load_config(DistillConfig, args.config, flags, args.set)
+    return load_config(DistillConfig, args.config, _distill_flags(args), args.set)
 
 
 def cmd_experts(args: argparse.Namespace) -> int:

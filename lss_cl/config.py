@@ -128,11 +128,6 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, prefix: str = "") ->
     return obj
 
 
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-data view of a config, for saving next to results."""
-    return dataclasses.asdict(obj)
-
-
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     """``set_dotted(d, "train.epochs", 5)`` sets ``d["train"]["epochs"] = 5``."""
     node = data

@@ -11,7 +11,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .config import DataConfig, DistillConfig, bounded, from_dict, load_config
+from .config import DataConfig, DistillConfig, bounded, load_config
 from .errors import ConfigError
 
 STRATEGIES = ("naive", "joint", "replay", "mtt", "lss")
@@ -99,6 +99,3 @@ def load_scenario(path: str | Path | None, overrides: list[str] | None = None,
         cfg.name = Path(path).stem
     return cfg
 
-
-def scenario_from_dict(data: dict) -> ScenarioConfig:
-    return from_dict(ScenarioConfig, data)
