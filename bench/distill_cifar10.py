@@ -18,6 +18,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -56,8 +57,10 @@ def main() -> int:
     return 0
 
 
-def run_rows(args: argparse.Namespace, rows: dict[str, dict | None]) -> dict:
-    """Distil (or sample) and evaluate each requested row; skip rows already in the JSON."""
+def run_rows(args: argparse.Namespace, rows: dict[str, dict | None],
+             table: Callable[[dict, Path], None] | None = None) -> dict:
+    """Distil (or sample) and evaluate each requested row; skip rows already in the JSON; the
+    Markdown table is rewritten after every row (by ``table``, default :func:`write_table`)."""
     base = load_config(DistillConfig, args.config, None, args.set)
     json_path = RESULTS / f"{args.name}.json"
     results = json.loads(json_path.read_text()) if json_path.exists() else {"rows": {}}
@@ -93,7 +96,8 @@ def run_rows(args: argparse.Namespace, rows: dict[str, dict | None]) -> dict:
                                    "bytes": mem.meta["bytes"], "wall_s": time.perf_counter() - start}
         atomic_write_json(json_path, results)
         print(f"{method}: {ev['mean']:.4f} ± {ev['std']:.4f}", flush=True)
-    write_table(results, RESULTS / f"{args.name}.md")
+        (table or write_table)(results, RESULTS / f"{args.name}.md")
+    (table or write_table)(results, RESULTS / f"{args.name}.md")
     return results
 
 
