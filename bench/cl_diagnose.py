@@ -1,6 +1,7 @@
 """Why does the LSS memory help less than raw exemplars when replayed *during* training?
 
-Variants of the quick split-CIFAR-10 ``lss`` run (replay protocol, seed 0), each one scenario
+Variants of the quick split-CIFAR-10 ``lss`` run (replay protocol, seed 0 unless a variant lists
+more seeds), each one scenario
 override away from the shipped file: the rank-r initialisation alone (0 distillation
 iterations: the rank-r projections of real images), distilled with soft or hard labels, at
 rank 8 (k=4, 124 images / experience) and rank 16 (k=2, 30 images / experience), all at the same
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -41,6 +43,11 @@ VARIANTS = {
     "r16_soft_cls": ("rank 16, distilled, class-initialised soft labels", R16 + ["distill.label_init=class"]),
     "r16_hard": ("rank 16, distilled, hard labels", R16 + ["distill.labels=hard"]),
 }
+SEEDS = {"r8_hard": (0, 1, 2)}  # variants repeated over seeds (others: seed 0)
+
+
+def run_key(tag: str, seed: int) -> str:
+    return tag if seed == 0 else f"{tag}_s{seed}"
 
 
 def main() -> int:
@@ -50,40 +57,65 @@ def main() -> int:
     path = RESULTS / "cl_diagnose.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for tag, (what, overrides) in VARIANTS.items():
-        if (args.only and tag not in args.only) or tag in results:
-            continue
-        cfg = load_scenario(ROOT / "scenarios" / "split_cifar10_quick.yaml", ["protocol=replay", *overrides])
-        root = WORK / tag
-        folder = run_dir(root, cfg, "lss", 0)
-        if not (folder / "metrics.json").exists():
-            experts = root / cfg.name / "experts"
-            if not experts.exists():
-                experts.parent.mkdir(parents=True, exist_ok=True)
-                EXPERTS.mkdir(parents=True, exist_ok=True)
-                experts.symlink_to(EXPERTS.resolve())
-            print(f"== {tag}: {what}", flush=True)
-            Run(cfg, "lss", 0, root, progress=False).execute(resume=(folder / "state.pt").exists())
-        m = json.loads((folder / "metrics.json").read_text())
-        results[tag] = {"what": what, "overrides": overrides, "final_average_accuracy": m["final_average_accuracy"],
-                        "average_forgetting": m["average_forgetting"],
-                        "images_per_experience": m["memory"][0]["images"],
-                        "bytes_per_experience": m["memory"][0]["bytes"], "seconds": m["seconds"]["total"]}
-        atomic_write_json(path, results)
+        for seed in SEEDS.get(tag, (0,)):
+            key = run_key(tag, seed)
+            if (args.only and tag not in args.only) or key in results:
+                continue
+            results[key] = run_variant(key, what, overrides, seed)
+            atomic_write_json(path, results)
     write_table(results)
     return 0
 
 
+def run_variant(key: str, what: str, overrides: list[str], seed: int) -> dict:
+    cfg = load_scenario(ROOT / "scenarios" / "split_cifar10_quick.yaml", ["protocol=replay", *overrides])
+    root = WORK / key
+    folder = run_dir(root, cfg, "lss", seed)
+    if not (folder / "metrics.json").exists():
+        experts = root / cfg.name / "experts"
+        if not experts.exists():
+            experts.parent.mkdir(parents=True, exist_ok=True)
+            EXPERTS.mkdir(parents=True, exist_ok=True)
+            experts.symlink_to(EXPERTS.resolve())
+        print(f"== {key}: {what}, seed {seed}", flush=True)
+        Run(cfg, "lss", seed, root, progress=False).execute(resume=(folder / "state.pt").exists())
+    m = json.loads((folder / "metrics.json").read_text())
+    return {"what": what, "overrides": overrides, "seed": seed,
+            "final_average_accuracy": m["final_average_accuracy"], "average_forgetting": m["average_forgetting"],
+            "images_per_experience": m["memory"][0]["images"], "bytes_per_experience": m["memory"][0]["bytes"],
+            "seconds": m["seconds"]["total"]}
+
+
 def write_table(results: dict) -> None:
+    groups: dict[str, list[dict]] = {}
+    for r in results.values():
+        groups.setdefault(r["what"], []).append(r)
+    ref = json.loads((RESULTS / "cl_split_cifar10.json").read_text())
+    for strategy, what in (("replay", "reference: replay, raw uint8 exemplars"),
+                           ("lss", "reference: lss as shipped (rank 8, distilled, expert soft labels)")):
+        rows = [r for r in ref if (r["scenario"], r["protocol"], r["strategy"]) ==
+                ("split_cifar10_quick", "replay", strategy)]
+        groups[what] = [{"final_average_accuracy": r["final_average_accuracy"],
+                         "average_forgetting": r["average_forgetting"], "seed": r["seed"],
+                         "images_per_experience": r["memory"][0]["images"], "seconds": r["seconds"]["total"]}
+                        for r in rows]
+
+    def cell(rs: list[dict], k: str) -> str:
+        v = [100 * r[k] for r in rs]
+        return f"{statistics.fmean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
+
     lines = [f"# LSS memory in replay-during-training: diagnosis ({platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__})", "",
-             "split_cifar10_quick, protocol replay, strategy lss, seed 0; same 61,440-byte budget per experience. "
-             "Compare with bench/results/cl_split_cifar10.md (replay: raw exemplars, lss: rank 8 soft).", "",
-             "| variant | images / experience | final avg accuracy (%) | avg forgetting (%) | wall s |",
-             "|---|---|---|---|---|"]
-    for tag, r in results.items():
-        lines.append(f"| {r['what']} | {r['images_per_experience']} | {100 * r['final_average_accuracy']:.2f} | "
-                     f"{100 * r['average_forgetting']:.2f} | {r['seconds']:.0f} |")
-    missing = [t for t in VARIANTS if t not in results]
+             "split_cifar10_quick, protocol replay, strategy lss; same 61,440-byte budget per experience; "
+             "the reference rows are bench/results/cl_split_cifar10.json. Wall s as measured (a few "
+             "variants shared the two cores with another job).", "",
+             "| variant | seeds | images / experience | final avg accuracy (%) | avg forgetting (%) | wall s |",
+             "|---|---|---|---|---|---|"]
+    for what, rs in groups.items():
+        seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
+        lines.append(f"| {what} | {seeds} | {rs[0]['images_per_experience']} | {cell(rs, 'final_average_accuracy')} | "
+                     f"{cell(rs, 'average_forgetting')} | {statistics.fmean(r['seconds'] for r in rs):.0f} |")
+    missing = [run_key(t, s) for t in VARIANTS for s in SEEDS.get(t, (0,)) if run_key(t, s) not in results]
     lines += ["", f"Variants still to run: {', '.join(missing) if missing else 'none'}."]
     atomic_write_text(RESULTS / "cl_diagnose.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
