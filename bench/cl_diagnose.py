@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from lss_cl.compare import mean_std
 from lss_cl.runner import Run, run_dir
 from lss_cl.runtime import atomic_write_json, atomic_write_text
 from lss_cl.scenario import load_scenario
@@ -105,10 +106,6 @@ def write_table(results: dict) -> None:
                          "images_per_experience": r["memory"][0]["images"], "seconds": r["seconds"]["total"]}
                         for r in rows]
 
-    def cell(rs: list[dict], k: str) -> str:
-        v = [100 * r[k] for r in rs]
-        return f"{statistics.fmean(v):.2f} ± {statistics.stdev(v):.2f}" if len(v) > 1 else f"{v[0]:.2f}"
-
     lines = [f"# LSS memory in replay-during-training: diagnosis ({platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__})", "",
              "split_cifar10_quick, strategy lss, protocol replay unless the row says retrain; same 61,440-byte "
@@ -119,8 +116,10 @@ def write_table(results: dict) -> None:
              "|---|---|---|---|---|---|"]
     for what, rs in groups.items():
         seeds = ",".join(str(r["seed"]) for r in sorted(rs, key=lambda r: r["seed"]))
-        lines.append(f"| {what} | {seeds} | {rs[0]['images_per_experience']} | {cell(rs, 'final_average_accuracy')} | "
-                     f"{cell(rs, 'average_forgetting')} | {statistics.fmean(r['seconds'] for r in rs):.0f} |")
+        acc = mean_std([r["final_average_accuracy"] for r in rs])
+        forgetting = mean_std([r["average_forgetting"] for r in rs])
+        lines.append(f"| {what} | {seeds} | {rs[0]['images_per_experience']} | {acc} | {forgetting} | "
+                     f"{statistics.fmean(r['seconds'] for r in rs):.0f} |")
     missing = [run_key(t, s) for t in VARIANTS for s in SEEDS.get(t, (0,)) if run_key(t, s) not in results]
     lines += ["", f"Variants still to run: {', '.join(missing) if missing else 'none'}."]
     atomic_write_text(RESULTS / "cl_diagnose.md", "\n".join(lines) + "\n")

@@ -26,7 +26,8 @@ def load_runs(paths: list[str | Path]) -> list[dict]:
     return runs
 
 
-def _mean_std(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """Fractions as percent, ``mean ± std`` (std 0 for one value), as every results table prints them."""
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * mean:.2f} ± {100 * std:.2f}"
@@ -42,7 +43,7 @@ def table(runs: list[dict]) -> str:
         mem = rs[0].get("memory") or []
         per_exp = max((m["bytes"] for m in mem), default=0)
         lines.append(f"| {scen} | {proto} | {strat} | {len(rs)} | "
-                     f"{_mean_std([r['final_average_accuracy'] for r in rs])} | "
-                     f"{_mean_std([r['average_forgetting'] for r in rs])} | {per_exp} | "
+                     f"{mean_std([r['final_average_accuracy'] for r in rs])} | "
+                     f"{mean_std([r['average_forgetting'] for r in rs])} | {per_exp} | "
                      f"{statistics.fmean(r['seconds']['total'] for r in rs):.0f} |")
     return "\n".join(lines)
