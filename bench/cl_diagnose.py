@@ -5,8 +5,11 @@ seed 0 unless a variant lists more seeds), each one scenario
 override away from the shipped file: the rank-r initialisation alone (0 distillation
 iterations: the rank-r projections of real images), distilled with soft or hard labels, at
 rank 8 (k=4, 124 images / experience) and rank 16 (k=2, 30 images / experience), all at the same
-61,440 bytes per experience. Finished variants are skipped (results in
-bench/results/cl_diagnose.{json,md}); every run shares the scenario's expert store.
+61,440 bytes per experience; and learner changes for lss and for replay alike: the ER-ACE loss
+(``learner.replay_loss=ace``), a memory batch twice the current one, one epoch per experience.
+Finished variants are skipped (results in bench/results/cl_diagnose.{json,md}); every run
+shares the scenario's expert store, and the lss variants that change only the learner reuse
+the finished distillations of the same config and seed.
 
     LSS_CL_DATA=../shared/data python bench/cl_diagnose.py [--only TAG ...]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -32,6 +36,7 @@ RESULTS = Path(__file__).parent / "results"
 WORK = ROOT / "bench-work" / "probe" / "runs"
 EXPERTS = ROOT / "bench-work" / "runs" / "split_cifar10_quick" / "experts"  # shared with cl_split_cifar10.py
 R8, R16 = ["distill.rank=8", "distill.groups=4"], ["distill.rank=16", "distill.groups=2"]
+ACE = "learner.replay_loss=ace"
 VARIANTS = {
     "init_hard": ("rank 8, initialisation only, hard labels", R8 + ["distill.iterations=0", "distill.labels=hard"]),
     "init_soft": ("rank 8, initialisation only, expert soft labels", R8 + ["distill.iterations=0"]),
@@ -45,8 +50,23 @@ VARIANTS = {
     "r16_hard": ("rank 16, distilled, hard labels", R16 + ["distill.labels=hard"]),
     "r8_hard_retrain": ("retrain protocol: rank 8, distilled, hard labels",
                         R8 + ["distill.labels=hard", "protocol=retrain"]),
+    "r8_hard_ace": ("ER-ACE loss: rank 8, distilled, hard labels", R8 + ["distill.labels=hard", ACE]),
+    "ace": ("ER-ACE loss: lss as shipped (rank 8, expert soft labels)", [ACE]),
+    "replay_ace": ("ER-ACE loss: replay, raw uint8 exemplars", [ACE]),
+    "r8_hard_mem2x": ("memory batch 2× current: rank 8, distilled, hard labels",
+                      R8 + ["distill.labels=hard", "learner.replay_batch_size=256"]),
+    "replay_mem2x": ("memory batch 2× current: replay, raw uint8 exemplars", ["learner.replay_batch_size=256"]),
+    "r8_hard_ep1": ("1 epoch per experience: rank 8, distilled, hard labels",
+                    R8 + ["distill.labels=hard", "learner.epochs=1"]),
+    "replay_ep1": ("1 epoch per experience: replay, raw uint8 exemplars", ["learner.epochs=1"]),
 }
-SEEDS = {"r8_hard": (0, 1, 2)}  # variants repeated over seeds (others: seed 0)
+SEEDS = {"r8_hard": (0, 1, 2), "r8_hard_ace": (0, 1, 2), "replay_ace": (0, 1, 2)}  # others: seed 0
+STRATEGY = {"replay_ace": "replay", "replay_mem2x": "replay", "replay_ep1": "replay"}  # others: lss
+# Variants that change only the learner reuse the finished distillations of the same config and
+# seed (the runner resumes a finished distillation, so this is the same memory, not an estimate).
+DISTILL_FROM = {**{tag: lambda seed: WORK / run_key("r8_hard", seed)
+                   for tag in ("r8_hard_ace", "r8_hard_mem2x", "r8_hard_ep1")},
+                "ace": lambda seed: ROOT / "bench-work" / "runs"}
 
 
 def run_key(tag: str, seed: int) -> str:
@@ -64,16 +84,20 @@ def main() -> int:
             key = run_key(tag, seed)
             if (args.only and tag not in args.only) or key in results:
                 continue
-            results[key] = run_variant(key, what, overrides, seed)
+            results[key] = run_variant(tag, key, what, overrides, seed)
             atomic_write_json(path, results)
     write_table(results)
     return 0
 
 
-def run_variant(key: str, what: str, overrides: list[str], seed: int) -> dict:
+def run_variant(tag: str, key: str, what: str, overrides: list[str], seed: int) -> dict:
     cfg = load_scenario(ROOT / "scenarios" / "split_cifar10_quick.yaml", ["protocol=replay", *overrides])
     root = WORK / key
-    folder = run_dir(root, cfg, "lss", seed)
+    strategy = STRATEGY.get(tag, "lss")
+    folder = run_dir(root, cfg, strategy, seed)
+    if tag in DISTILL_FROM and not (folder / "distill").exists():
+        source = run_dir(DISTILL_FROM[tag](seed), cfg, strategy, seed) / "distill"
+        shutil.copytree(source, folder / "distill")
     if not (folder / "metrics.json").exists():
         experts = root / cfg.name / "experts"
         if not experts.exists():
@@ -81,12 +105,12 @@ def run_variant(key: str, what: str, overrides: list[str], seed: int) -> dict:
             EXPERTS.mkdir(parents=True, exist_ok=True)
             experts.symlink_to(EXPERTS.resolve())
         print(f"== {key}: {what}, seed {seed}", flush=True)
-        Run(cfg, "lss", seed, root, progress=False).execute(resume=(folder / "state.pt").exists())
+        Run(cfg, strategy, seed, root, progress=False).execute(resume=(folder / "state.pt").exists())
     m = json.loads((folder / "metrics.json").read_text())
-    return {"what": what, "overrides": overrides, "seed": seed,
+    return {"what": what, "strategy": strategy, "overrides": overrides, "seed": seed,
             "final_average_accuracy": m["final_average_accuracy"], "average_forgetting": m["average_forgetting"],
             "images_per_experience": m["memory"][0]["images"], "bytes_per_experience": m["memory"][0]["bytes"],
-            "seconds": m["seconds"]["total"]}
+            "seconds": m["seconds"]["total"], "distill_reused": tag in DISTILL_FROM}
 
 
 def write_table(results: dict) -> None:
@@ -108,10 +132,12 @@ def write_table(results: dict) -> None:
 
     lines = [f"# LSS memory in replay-during-training: diagnosis ({platform.machine()}, "
              f"{torch.get_num_threads()} threads, torch {torch.__version__})", "",
-             "split_cifar10_quick, strategy lss, protocol replay unless the row says retrain; same 61,440-byte "
+             "split_cifar10_quick, strategy lss unless the row says replay, protocol replay unless the row says "
+             "retrain; same 61,440-byte "
              "budget per experience; "
              "the reference rows are bench/results/cl_split_cifar10.json. Wall s as measured (a few "
-             "variants shared the two cores with another job).", "",
+             "variants shared the two cores with another job; the ER-ACE, memory-batch and 1-epoch lss "
+             "rows reused finished distillations, so their wall s is the learner alone).", "",
              "| variant | seeds | images / experience | final avg accuracy (%) | avg forgetting (%) | wall s |",
              "|---|---|---|---|---|---|"]
     for what, rs in groups.items():

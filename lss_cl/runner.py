@@ -135,8 +135,11 @@ class Run:
     def _strategy(self) -> Any:
         lc = self.cfg.learner
         plugins: list[Any] = []
+        criterion: Any = torch.nn.CrossEntropyLoss()
         if self.policy is not None:
-            plugins.append(SoftReplayPlugin(self.policy, lc.replay_batch_size, seed=self.seed))
+            replay = SoftReplayPlugin(self.policy, lc.replay_batch_size, seed=self.seed, loss=lc.replay_loss)
+            plugins.append(replay)
+            criterion = replay.criterion
         if lc.dsa:
             plugins.append(DSAPlugin(seed=self.seed))
         if lc.regularizer == "lwf":
@@ -147,7 +150,7 @@ class Run:
         cls = Cumulative if self.strategy_name == "joint" else Naive
         optimizer = torch.optim.SGD(self.model.parameters(), lr=lc.lr, momentum=lc.momentum,
                                     weight_decay=lc.weight_decay)
-        return cls(model=self.model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(),
+        return cls(model=self.model, optimizer=optimizer, criterion=criterion,
                    train_mb_size=lc.batch_size, train_epochs=lc.epochs, eval_mb_size=self.cfg.eval_batch_size,
                    device=self.device, plugins=plugins, evaluator=evaluator)
 

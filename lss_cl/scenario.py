@@ -32,6 +32,7 @@ class LearnerConfig:
     weight_decay: float = bounded(5e-4, min=0.0, max=1.0)
     batch_size: int = bounded(128, min=1, max=65_536)
     replay_batch_size: int | None = bounded(None, min=1, max=65_536)
+    replay_loss: str = bounded("ce", choices=("ce", "ace"))  # ace: ER-ACE's asymmetric cross-entropy
     dsa: bool = True
     regularizer: str = bounded("none", choices=("none", "lwf"))
     lwf_alpha: float = bounded(1.0, min=0.0)

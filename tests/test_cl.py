@@ -3,6 +3,7 @@
 Most tests run scenarios/smoke.yaml (2 experiences × 2 CIFAR-10 classes) on real data."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -104,10 +105,41 @@ def test_replay_batches_mix_current_and_memory_samples():
     assert t.shape[0] == 7
 
 
-@pytest.mark.parametrize("strategy,protocol", [("replay", "replay"), ("naive", "replay"),
-                                               ("replay", "retrain"), ("mtt", "retrain")])
-def test_other_strategies_and_protocols(tmp_path, real_data_root, strategy, protocol):
-    m = Run(smoke(protocol=protocol), strategy, 0, tmp_path, progress=False).execute()
+def test_ace_loss_keeps_current_samples_off_old_logits():
+    class Policy:
+        memories = ["experience 0"]
+
+        def replay_tensors(self):
+            return torch.full((6, 3, 4, 4), 7.0), torch.eye(4)[[0, 1, 0, 1, 0, 1]]
+
+    class Strategy:
+        device = torch.device("cpu")
+        mbatch = [torch.zeros(4, 3, 4, 4), torch.tensor([2, 3, 2, 3]), torch.zeros(4, dtype=torch.long)]
+
+    plugin, s = SoftReplayPlugin(Policy(), batch_size_mem=4, loss="ace"), Strategy()
+    plugin.before_training_exp(s)
+    plugin.before_training_iteration(s)
+    x, y, _ = s.mbatch
+    # replayed part: one earlier experience + the current one, 2 samples each
+    assert x.shape[0] == 8 and (x[4:6] == 7).all() and (x[6:] == 0).all()
+    assert torch.equal(y[6:], y[:2]) and torch.equal(y[:4].argmax(1), torch.tensor([2, 3, 2, 3]))
+    out = torch.zeros(8, 4, requires_grad=True)
+    loss = plugin.criterion(out, y)
+    loss.backward()
+    assert (out.grad[:4, :2] == 0).all() and (out.grad[:4, 2:] != 0).all()  # current: own classes only
+    assert (out.grad[4:] != 0).all()  # replayed: all classes
+    torch.testing.assert_close(loss, torch.tensor((math.log(2) + math.log(4)) / 2))
+    plugin.after_training_iteration(s)  # outside training iterations: plain cross-entropy
+    torch.testing.assert_close(plugin.criterion(out, y), torch.tensor(math.log(4)))
+    with pytest.raises(ValueError, match="loss: got 'mse'"):
+        SoftReplayPlugin(Policy(), loss="mse")
+
+
+@pytest.mark.parametrize("strategy,protocol,loss", [("replay", "replay", "ace"), ("naive", "replay", "ce"),
+                                                    ("replay", "retrain", "ce"), ("mtt", "retrain", "ce")])
+def test_other_strategies_and_protocols(tmp_path, real_data_root, strategy, protocol, loss):
+    m = Run(smoke(protocol=protocol, **{"learner.replay_loss": loss}), strategy, 0, tmp_path,
+            progress=False).execute()
     assert m["protocol"] == protocol and len(m["average_accuracy"]) == 2
     for rec in m["memory"]:
         assert rec["bytes"] <= rec["budget_bytes"]
