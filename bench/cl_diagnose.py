@@ -35,7 +35,8 @@ ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
 WORK = ROOT / "bench-work" / "probe" / "runs"
 EXPERTS = ROOT / "bench-work" / "runs" / "split_cifar10_quick" / "experts"  # shared with cl_split_cifar10.py
-R8, R16 = ["distill.rank=8", "distill.groups=4"], ["distill.rank=16", "distill.groups=2"]
+R8, R12, R16 = (["distill.rank=8", "distill.groups=4"], ["distill.rank=12", "distill.groups=4"],
+                ["distill.rank=16", "distill.groups=2"])
 ACE = "learner.replay_loss=ace"
 VARIANTS = {
     "init_hard": ("rank 8, initialisation only, hard labels", R8 + ["distill.iterations=0", "distill.labels=hard"]),
@@ -44,7 +45,7 @@ VARIANTS = {
     "r16_init_hard": ("rank 16, initialisation only, hard labels",
                       R16 + ["distill.iterations=0", "distill.labels=hard"]),
     "r12_init_hard": ("rank 12 (k=4), initialisation only, hard labels",
-                      ["distill.rank=12", "distill.groups=4", "distill.iterations=0", "distill.labels=hard"]),
+                      R12 + ["distill.iterations=0", "distill.labels=hard"]),
     "r16_soft_exp": ("rank 16, distilled, expert soft labels", R16),
     "r16_soft_cls": ("rank 16, distilled, class-initialised soft labels", R16 + ["distill.label_init=class"]),
     "r16_hard": ("rank 16, distilled, hard labels", R16 + ["distill.labels=hard"]),
@@ -53,6 +54,8 @@ VARIANTS = {
     "r8_hard_ace": ("ER-ACE loss: rank 8, distilled, hard labels", R8 + ["distill.labels=hard", ACE]),
     "ace": ("ER-ACE loss: lss as shipped (rank 8, expert soft labels)", [ACE]),
     "replay_ace": ("ER-ACE loss: replay, raw uint8 exemplars", [ACE]),
+    "r12_hard": ("rank 12 (k=4), distilled, hard labels", R12 + ["distill.labels=hard"]),
+    "r12_hard_ace": ("ER-ACE loss: rank 12 (k=4), distilled, hard labels", R12 + ["distill.labels=hard", ACE]),
     "r8_hard_mem2x": ("memory batch 2× current: rank 8, distilled, hard labels",
                       R8 + ["distill.labels=hard", "learner.replay_batch_size=256"]),
     "replay_mem2x": ("memory batch 2× current: replay, raw uint8 exemplars", ["learner.replay_batch_size=256"]),
@@ -66,6 +69,7 @@ STRATEGY = {"replay_ace": "replay", "replay_mem2x": "replay", "replay_ep1": "rep
 # seed (the runner resumes a finished distillation, so this is the same memory, not an estimate).
 DISTILL_FROM = {**{tag: lambda seed: WORK / run_key("r8_hard", seed)
                    for tag in ("r8_hard_ace", "r8_hard_mem2x", "r8_hard_ep1")},
+                "r12_hard_ace": lambda seed: WORK / run_key("r12_hard", seed),
                 "ace": lambda seed: ROOT / "bench-work" / "runs"}
 
 
