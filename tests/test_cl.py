@@ -135,6 +135,13 @@ def test_ace_loss_keeps_current_samples_off_old_logits():
         SoftReplayPlugin(Policy(), loss="mse")
 
 
+def test_runner_gives_the_replay_criterion_to_the_strategy(tmp_path, real_data_root):
+    run = Run(smoke(**{"learner.replay_loss": "ace"}), "lss", 0, tmp_path, progress=False)
+    run._build()
+    replay = next(p for p in run.strategy.plugins if isinstance(p, SoftReplayPlugin))
+    assert replay.criterion.loss == "ace" and run.strategy._criterion is replay.criterion
+
+
 @pytest.mark.parametrize("strategy,protocol,loss", [("replay", "replay", "ace"), ("naive", "replay", "ce"),
                                                     ("replay", "retrain", "ce"), ("mtt", "retrain", "ce")])
 def test_other_strategies_and_protocols(tmp_path, real_data_root, strategy, protocol, loss):

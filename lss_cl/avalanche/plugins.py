@@ -40,10 +40,9 @@ class ReplayCriterion:
 
     def __call__(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         n = self.current
-        if self.loss == "ce" or n is None or n >= len(out):
+        if self.loss == "ce" or n is None:
             return F.cross_entropy(out, y)
-        hard = y[:n].argmax(1) if y.is_floating_point() else y[:n]
-        return self.ace(out[:n], hard, out[n:], y[n:])
+        return self.ace(out[:n], y[:n].argmax(1), out[n:], y[n:])  # current rows are one-hot
 
 
 class SoftReplayPlugin(SupervisedPlugin):
