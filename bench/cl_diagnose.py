@@ -6,7 +6,11 @@ override away from the shipped file: the rank-r initialisation alone (0 distilla
 iterations: the rank-r projections of real images), distilled with soft or hard labels, at
 rank 8 (k=4, 124 images / experience) and rank 16 (k=2, 30 images / experience), all at the same
 61,440 bytes per experience; and learner changes for lss and for replay alike: the ER-ACE loss
-(``learner.replay_loss=ace``), a memory batch twice the current one, one epoch per experience.
+(``learner.replay_loss=ace``), a memory batch twice the current one, one epoch per experience;
+and two distiller changes: 150 instead of 60 iterations, and past-aware distillation
+(``distill.context_batch=64``: experts and student steps that include the earlier memories).
+All variants start from the first shipped quick scenario (``V1``: soft labels, plain CE, 60
+iterations), so the table stays one experiment as the shipped file moves on.
 Finished variants are skipped (results in bench/results/cl_diagnose.{json,md}); every run
 shares the scenario's expert store, and the lss variants that change only the learner reuse
 the finished distillations of the same config and seed.
@@ -34,7 +38,12 @@ from lss_cl.scenario import load_scenario
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
 WORK = ROOT / "bench-work" / "probe" / "runs"
-EXPERTS = ROOT / "bench-work" / "runs" / "split_cifar10_quick" / "experts"  # shared with cl_split_cifar10.py
+# The diagnosis varies the first version of the quick scenario (soft labels, plain CE, 60
+# iterations); its reference runs and experts are bench/results/cl_split_cifar10_v1.* and
+# bench-work/runs-v1 (the same expert spec as the scenario has now).
+EXPERTS = ROOT / "bench-work" / "runs-v1" / "split_cifar10_quick" / "experts"
+REFERENCE = RESULTS / "cl_split_cifar10_v1.json"
+V1 = ["distill.labels=soft", "distill.label_init=expert", "distill.iterations=60", "learner.replay_loss=ce"]
 R8, R12, R16 = (["distill.rank=8", "distill.groups=4"], ["distill.rank=12", "distill.groups=4"],
                 ["distill.rank=16", "distill.groups=2"])
 ACE = "learner.replay_loss=ace"
@@ -62,6 +71,14 @@ VARIANTS = {
     "r8_hard_ep1": ("1 epoch per experience: rank 8, distilled, hard labels",
                     R8 + ["distill.labels=hard", "learner.epochs=1"]),
     "replay_ep1": ("1 epoch per experience: replay, raw uint8 exemplars", ["learner.epochs=1"]),
+    "r8_hard_it150": ("150 distillation iterations: rank 8, hard labels",
+                      R8 + ["distill.labels=hard", "distill.iterations=150"]),
+    "r8_hard_it150_ace": ("ER-ACE loss, 150 distillation iterations: rank 8, hard labels",
+                          R8 + ["distill.labels=hard", "distill.iterations=150", ACE]),
+    "r8_hard_ctx": ("past-aware distillation (64 earlier-memory images per student step): rank 8, hard labels",
+                    R8 + ["distill.labels=hard", "distill.context_batch=64"]),
+    "r8_hard_ctx_ace": ("ER-ACE loss, past-aware distillation: rank 8, hard labels",
+                        R8 + ["distill.labels=hard", "distill.context_batch=64", ACE]),
 }
 SEEDS = {"r8_hard": (0, 1, 2), "r8_hard_ace": (0, 1, 2), "replay_ace": (0, 1, 2)}  # others: seed 0
 STRATEGY = {"replay_ace": "replay", "replay_mem2x": "replay", "replay_ep1": "replay"}  # others: lss
@@ -70,7 +87,9 @@ STRATEGY = {"replay_ace": "replay", "replay_mem2x": "replay", "replay_ep1": "rep
 DISTILL_FROM = {**{tag: lambda seed: WORK / run_key("r8_hard", seed)
                    for tag in ("r8_hard_ace", "r8_hard_mem2x", "r8_hard_ep1")},
                 "r12_hard_ace": lambda seed: WORK / run_key("r12_hard", seed),
-                "ace": lambda seed: ROOT / "bench-work" / "runs"}
+                "r8_hard_it150_ace": lambda seed: WORK / run_key("r8_hard_it150", seed),
+                "r8_hard_ctx_ace": lambda seed: WORK / run_key("r8_hard_ctx", seed),
+                "ace": lambda seed: ROOT / "bench-work" / "runs-v1"}
 
 
 def run_key(tag: str, seed: int) -> str:
@@ -95,7 +114,7 @@ def main() -> int:
 
 
 def run_variant(tag: str, key: str, what: str, overrides: list[str], seed: int) -> dict:
-    cfg = load_scenario(ROOT / "scenarios" / "split_cifar10_quick.yaml", ["protocol=replay", *overrides])
+    cfg = load_scenario(ROOT / "scenarios" / "split_cifar10_quick.yaml", ["protocol=replay", *V1, *overrides])
     root = WORK / key
     strategy = STRATEGY.get(tag, "lss")
     folder = run_dir(root, cfg, strategy, seed)
@@ -121,12 +140,12 @@ def write_table(results: dict) -> None:
     groups: dict[str, list[dict]] = {}
     for r in results.values():
         groups.setdefault(r["what"], []).append(r)
-    ref = json.loads((RESULTS / "cl_split_cifar10.json").read_text())
+    ref = json.loads(REFERENCE.read_text())
     for protocol, strategy, what in (
             ("replay", "replay", "reference: replay, raw uint8 exemplars"),
-            ("replay", "lss", "reference: lss as shipped (rank 8, distilled, expert soft labels)"),
+            ("replay", "lss", "reference: first shipped lss (rank 8, distilled, expert soft labels)"),
             ("retrain", "replay", "reference, retrain protocol: replay"),
-            ("retrain", "lss", "reference, retrain protocol: lss as shipped")):
+            ("retrain", "lss", "reference, retrain protocol: first shipped lss")):
         rows = [r for r in ref if (r["scenario"], r["protocol"], r["strategy"]) ==
                 ("split_cifar10_quick", protocol, strategy)]
         groups[what] = [{"final_average_accuracy": r["final_average_accuracy"],
@@ -139,7 +158,7 @@ def write_table(results: dict) -> None:
              "split_cifar10_quick, strategy lss unless the row says replay, protocol replay unless the row says "
              "retrain; same 61,440-byte "
              "budget per experience; "
-             "the reference rows are bench/results/cl_split_cifar10.json. Wall s as measured (a few "
+             "the reference rows are bench/results/cl_split_cifar10_v1.json (the first shipped quick scenario: expert soft labels, plain CE, 60 iterations). Wall s as measured (a few "
              "variants shared the two cores with another job; the ER-ACE, memory-batch and 1-epoch lss "
              "rows reused finished distillations, so their wall s is the learner alone).", "",
              "| variant | seeds | images / experience | final avg accuracy (%) | avg forgetting (%) | wall s |",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from .errors import LssError
+from .errors import ConfigError, LssError
 
 PAPER_TABLE2 = ((4, 15), (8, 4), (12, 4), (16, 3))  # (rank r, groups k) of the paper's Table 2
 
@@ -71,7 +71,11 @@ def _distill_flags(args: argparse.Namespace) -> dict:
 def _load_distill_config(args: argparse.Namespace):
     from .config import DistillConfig, load_config
 
-    return load_config(DistillConfig, args.config, _distill_flags(args), args.set)
+    cfg = load_config(DistillConfig, args.config, _distill_flags(args), args.set)
+    if cfg.context_batch:
+        raise ConfigError(f"context_batch: got {cfg.context_batch}; earlier memories exist only in "
+                          "`lss-cl run` (set distill.context_batch in a scenario), so use 0 here")
+    return cfg
 
 
 def cmd_experts(args: argparse.Namespace) -> int:

@@ -257,6 +257,7 @@ class DistillConfig:
     delta: float = bounded(1.0, min=0.0)
     window: float = bounded(2.0, min=0.0)
     batch_syn: int | None = bounded(None, min=1)
+    context_batch: int = bounded(0, min=0, help="lss-cl run only: earlier-memory images per student step")
     lr_img: float = bounded(100.0, min=0.0)  # pixels (plain MTT)
     lr_basis: float | None = bounded(None, min=0.0)  # LSS bases Σ (default: lr_img)
     lr_mapper: float | None = bounded(None, min=0.0)  # LSS mappers U, V (default: lr_basis)

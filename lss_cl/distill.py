@@ -1,7 +1,8 @@
 """The MTT / MTT-LSS distillation loop (Algorithm 1 of the paper).
 
 Per iteration: pick an expert and a start epoch t (progressive schedule), start the student at
-θ_t, take ``syn_steps`` SGD steps on minibatches of the (reconstructed) synthetic images with
+θ_t, take ``syn_steps`` SGD steps on minibatches of the (reconstructed) synthetic images (plus
+fixed earlier-memory samples in a past-aware continual run, see :mod:`lss_cl.context`) with
 DSA, soft-label cross-entropy and the learnable step size, then minimise
 ``||θ_N − θ_{t+M}||² / ||θ_t − θ_{t+M}||²`` w.r.t. the factors (or pixels), label logits and
 step size. The student is a flat parameter vector run through ``torch.func.functional_call``;
@@ -28,6 +29,7 @@ from tqdm.auto import tqdm
 from .augment import DSA
 from .budget import Shape, fullrank_floats, ipc_budget_floats, solve_lowrank
 from .config import DistillConfig
+from .context import Context, as_head_targets, context_targets
 from .errors import ConfigError, LssError
 from .experts import ExpertSpec, ExpertStore, train_experts
 from .memory import memory_bytes, memory_metadata, save_memory
@@ -60,8 +62,10 @@ def start_epoch(it: int, cfg: DistillConfig, gen: torch.Generator) -> int:
 
 def unroll(net: FlatParams, theta0: torch.Tensor, images: torch.Tensor, targets: torch.Tensor,
            lr: torch.Tensor, steps: int, batch: int, dsa: DSA | None, gen: torch.Generator,
-           dsa_gen: torch.Generator | None) -> torch.Tensor:
-    """θ_N after ``steps`` differentiable SGD steps from θ_0 on minibatches of the images."""
+           dsa_gen: torch.Generator | None,
+           fixed: tuple[torch.Tensor, torch.Tensor, int] | None = None) -> torch.Tensor:
+    """θ_N after ``steps`` differentiable SGD steps from θ_0 on minibatches of the images;
+    ``fixed`` = (images, targets, count) adds ``count`` random fixed samples to every step."""
     theta = theta0.detach().requires_grad_(True)
     n = images.shape[0]
     order = torch.empty(0, dtype=torch.long)
@@ -73,6 +77,10 @@ def unroll(net: FlatParams, theta0: torch.Tensor, images: torch.Tensor, targets:
                 order = torch.cat([order, torch.randperm(n, generator=gen)])
             idx, order = order[:batch].to(images.device), order[batch:]
             x, y = images[idx], targets[idx]
+        if fixed is not None:
+            fx, fy, count = fixed
+            j = torch.randint(fx.shape[0], (count,), generator=gen).to(fx.device)
+            x, y = torch.cat([x, fx[j]]), torch.cat([y, fy[j]])
         if dsa is not None:
             x = dsa(x, generator=dsa_gen)
         ce = F.cross_entropy(net(theta, x), y)
@@ -114,8 +122,9 @@ def make_plan(cfg: DistillConfig, shape: Shape) -> Plan:
 
 
 def build_synthetic(cfg: DistillConfig, plan: Plan, data: PreparedData, expert_final: torch.Tensor | None,
-                    gen: torch.Generator) -> SyntheticSet:
-    """Initialise from real images (rank-r projections for LSS) or noise; labels per config."""
+                    gen: torch.Generator, head: int | None = None) -> SyntheticSet:
+    """Initialise from real images (rank-r projections for LSS) or noise; labels per config
+    (expert logits come from a ``head``-way expert, of which the first columns are ours)."""
     c, h, w = data.arrays.image_shape
     shape = Shape(c, h, w, data.num_classes)
     classes = balanced_classes(plan.images, shape.classes)
@@ -133,9 +142,9 @@ def build_synthetic(cfg: DistillConfig, plan: Plan, data: PreparedData, expert_f
         if cfg.label_init == "expert":
             if expert_final is None:
                 raise ConfigError("label_init: 'expert' needs an expert trajectory")
-            net = make_model(cfg.model, data)
+            net = make_model(cfg.model, data, head)
             with torch.no_grad():
-                logits = FlatParams(net)(expert_final, init_images)
+                logits = FlatParams(net)(expert_final, init_images)[:, : shape.classes]
         elif cfg.label_init == "random":
             logits = torch.randn(plan.images, shape.classes, generator=gen)
         else:  # "class": 0.9 on the sampled class
@@ -172,11 +181,15 @@ class DistillResult:
 class Distiller:
     """Runs one distillation described by a :class:`DistillConfig` into ``cfg.out``."""
 
-    def __init__(self, cfg: DistillConfig, progress: bool = True, data: PreparedData | None = None):
+    def __init__(self, cfg: DistillConfig, progress: bool = True, data: PreparedData | None = None,
+                 context: Context | None = None):
+        if context is not None and cfg.context_batch == 0:
+            raise ValueError("a context needs distill.context_batch > 0 images per student step")
         self.cfg = cfg
         self.progress = progress
         self.device = resolve_device(cfg.device)
         self.data = data
+        self.context = context
 
     def run(self, resume: bool = False,
             on_iteration: Callable[[int, float], None] | None = None) -> DistillResult:
@@ -203,14 +216,19 @@ class Distiller:
         plan = make_plan(cfg, Shape(c, h, w, data.num_classes))  # bad budgets fail before any work
 
         epochs = cfg.max_start_epoch + cfg.expert_epochs
-        spec = ExpertSpec.from_configs(cfg.data, cfg.model, cfg.experts)
+        context = self.context
+        head = context.head(data.num_classes) if context is not None else None
+        spec = ExpertSpec.from_configs(cfg.data, cfg.model, cfg.experts, context)
         t0 = time.perf_counter()
-        train_experts(data, cfg.model, cfg.experts, spec, epochs, device, self.progress)
+        train_experts(data, cfg.model, cfg.experts, spec, epochs, device, self.progress, context)
         trajectories = ExpertStore(cfg.experts.store).load(spec, cfg.experts.num_experts, epochs)
         times["experts"] = time.perf_counter() - t0
         gen = torch.Generator().manual_seed(cfg.seed)
-        syn = build_synthetic(cfg, plan, data, trajectories[0, -1], gen).to(device)
-        matcher = Matcher(cfg, syn, FlatParams(make_model(cfg.model, data).to(device)), gen, device)
+        syn = build_synthetic(cfg, plan, data, trajectories[0, -1], gen, head).to(device)
+        net = FlatParams(make_model(cfg.model, data, head).to(device))
+        fixed = None if context is None else (
+            context.images.to(device), context_targets(context, data.num_classes).to(device), cfg.context_batch)
+        matcher = Matcher(cfg, syn, net, gen, device, fixed)
         history: dict[str, list] = {"loss": [], "syn_lr": [], "start_epoch": [], "expert": []}
         first, nonfinite, streak = 0, 0, 0
         if resume and ckpt_path.exists():
@@ -255,8 +273,9 @@ class Matcher:
     """The learnable state of one distillation and its update (Algorithm 1, lines 3–14)."""
 
     def __init__(self, cfg: DistillConfig, syn: SyntheticSet, net: FlatParams, gen: torch.Generator,
-                 device: torch.device):
+                 device: torch.device, fixed: tuple[torch.Tensor, torch.Tensor, int] | None = None):
         self.cfg, self.syn, self.net, self.gen, self.device = cfg, syn, net, gen, device
+        self.fixed = fixed  # earlier memories mixed into every student step (past-aware)
         self.syn_lr = torch.tensor(cfg.lr_teacher, device=device, requires_grad=True)
         self.dsa = DSA() if cfg.experts.dsa else None
         self.dsa_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -285,8 +304,11 @@ class Matcher:
         e = int(torch.randint(trajectories.shape[0], (1,), generator=self.gen))
         start = trajectories[e, t].to(self.device)
         target = trajectories[e, t + cfg.expert_epochs].to(self.device)
-        theta = unroll(self.net, start, self.syn.images(), self.syn.labels(), self.syn_lr,
-                       cfg.syn_steps, self.batch, self.dsa, self.gen, self.dsa_gen)
+        targets = self.syn.labels()
+        if self.fixed is not None:
+            targets = as_head_targets(targets, self.syn.shape.classes, self.fixed[1].shape[1])
+        theta = unroll(self.net, start, self.syn.images(), targets, self.syn_lr,
+                       cfg.syn_steps, self.batch, self.dsa, self.gen, self.dsa_gen, self.fixed)
         loss = matching_loss(theta, start, target)
         for opt in self.opts.values():
             opt.zero_grad(set_to_none=True)

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from .augment import DSA
 from .config import DataConfig, ExpertConfig, ModelConfig
+from .context import Context, expert_training_set
 from .errors import ConfigError, DataError
 from .models import FlatParams
 from .pipeline import PreparedData, make_model
@@ -49,20 +50,27 @@ class ExpertSpec:
     batch_size: int
     dsa: bool
     seed: int
+    context: str | None = None  # Context.key() of the earlier memories trained alongside
 
     @classmethod
-    def from_configs(cls, data: DataConfig, model: ModelConfig, experts: ExpertConfig) -> "ExpertSpec":
+    def from_configs(cls, data: DataConfig, model: ModelConfig, experts: ExpertConfig,
+                     context: Context | None = None) -> "ExpertSpec":
         return cls(data.dataset, tuple(data.classes) if data.classes is not None else None,
                    data.zca_eps if data.zca else None, model.arch, model.width, model.depth,
                    model.norm, experts.lr, experts.momentum, experts.weight_decay,
-                   experts.batch_size, experts.dsa, experts.seed)
+                   experts.batch_size, experts.dsa, experts.seed,
+                   context.key() if context is not None else None)
 
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        fields = asdict(self)
+        if fields["context"] is None:  # keeps the keys of stores written before past-aware experts
+            del fields["context"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         cls = "all classes" if self.classes is None else f"classes {list(self.classes)}"
-        return f"{self.arch}-{self.width}x{self.depth} on {self.dataset} ({cls})"
+        past = f" + earlier memories {self.context}" if self.context else ""
+        return f"{self.arch}-{self.width}x{self.depth} on {self.dataset} ({cls}){past}"
 
 
 class ExpertStore:
@@ -132,8 +140,10 @@ def _distributed() -> tuple[int, int]:
 
 
 def train_experts(data: PreparedData, model_cfg: ModelConfig, cfg: ExpertConfig, spec: ExpertSpec,
-                  epochs: int, device: torch.device, progress: bool = True) -> list[Path]:
-    """Train the missing experts (this rank's share under torchrun) and return all paths."""
+                  epochs: int, device: torch.device, progress: bool = True,
+                  context: Context | None = None) -> list[Path]:
+    """Train the missing experts (this rank's share under torchrun) and return all paths; with a
+    ``context`` they also learn the earlier memories, on a head widened to their classes."""
     store = ExpertStore(cfg.store)
     rank, world = _distributed()
     if world > 1 and device.type == "cuda":
@@ -142,13 +152,17 @@ def train_experts(data: PreparedData, model_cfg: ModelConfig, cfg: ExpertConfig,
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world))))
     todo = [i for i in range(cfg.num_experts)
             if i % world == rank and store.epochs_stored(spec, i) < epochs]
+    x, y, head = data.train_x, data.train_y, None
+    if context is not None:
+        x, y = expert_training_set(x, y, context, data.num_classes)
+        head = context.head(data.num_classes)
     for i in tqdm(todo, desc=f"experts (rank {rank})", disable=not progress):
         seed = cfg.seed * 100_003 + i
         torch.manual_seed(seed)
-        model = make_model(model_cfg, data)
+        model = make_model(model_cfg, data, head)
         flat = FlatParams(model)
         snapshots = [flat.flatten()]  # a copy: .detach().cpu() alone would alias on CPU
-        res = train_model(model, data.train_x, data.train_y, epochs=epochs, lr=cfg.lr,
+        res = train_model(model, x, y, epochs=epochs, lr=cfg.lr,
                           batch_size=cfg.batch_size, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay, lr_decay=False,
                           dsa=DSA(seed=seed) if cfg.dsa else None, device=device, seed=seed,

@@ -56,9 +56,10 @@ def prepare_data(cfg: DataConfig, progress: bool = False) -> PreparedData:
                         normalizer(arrays.test.images), torch.from_numpy(arrays.test.labels))
 
 
-def make_model(cfg: ModelConfig, data: PreparedData) -> torch.nn.Module:
+def make_model(cfg: ModelConfig, data: PreparedData, num_classes: int | None = None) -> torch.nn.Module:
+    """A network for ``data``'s images; ``num_classes`` widens the head (past-aware distillation)."""
     c, h, w = data.arrays.image_shape
-    return build_model(cfg.arch, data.num_classes, c, cfg.width, cfg.depth, cfg.norm, (h, w))
+    return build_model(cfg.arch, num_classes or data.num_classes, c, cfg.width, cfg.depth, cfg.norm, (h, w))
 
 
 def train_on_dataset(cfg: TrainConfig, progress: bool = False) -> TrainResult:

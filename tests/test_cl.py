@@ -62,6 +62,31 @@ def test_policy_replays_soft_labels_and_shrinks_to_budget(lss_run, real_data_roo
     assert shrink(mem, 6000).num_images == 0
 
 
+def test_distilled_buffer_hands_earlier_memories_to_the_distiller(lss_run, tmp_path, real_data_root):
+    import dataclasses
+
+    from lss_cl.avalanche import DistilledBuffer
+    from lss_cl.transforms import Normalizer
+
+    _, m = lss_run
+    cfg = smoke().distill
+    norm = Normalizer((0.5,) * 3, (0.25,) * 3)
+    off = DistilledBuffer(12288, tmp_path, norm, 10, cfg, data_for=None, work_dir=tmp_path)
+    on = DistilledBuffer(12288, tmp_path, norm, 10, dataclasses.replace(cfg, context_batch=8),
+                         data_for=None, work_dir=tmp_path)
+    assert on.context() is None  # nothing earlier at the first experience
+    for buf in (off, on):
+        for rec in m["memory"]:
+            buf.add_file(Path(rec["file"]))
+    assert off.context() is None
+    ctx = on.context()
+    x, p = on.replay_tensors()
+    assert ctx.classes == [0, 1, 2, 3] and ctx.targets.shape == (x.shape[0], 4)
+    torch.testing.assert_close(ctx.images, x)
+    torch.testing.assert_close(ctx.targets, p[:, :4])
+    assert p[:, 4:].abs().sum() == 0
+
+
 def test_resume_after_kill_between_experiences_gives_same_metrics(lss_run, tmp_path, monkeypatch,
                                                                    real_data_root):
     _, full = lss_run

@@ -159,7 +159,8 @@ def test_memory_file_round_trip_and_validation(tree8, tmp_path, method, labels):
 @pytest.mark.parametrize("args,msg", [(["--rank", "40"], "rank: got 40"),
                                       (["--classes", "0,7"], "classes: got [0, 7]"),
                                       (["--ipc", "0.01"], "raise the budget"),
-                                      (["--dataset", "mnist"], "dataset: got 'mnist'")])
+                                      (["--dataset", "mnist"], "dataset: got 'mnist'"),
+                                      (["--set", "context_batch=4"], "context_batch: got 4")])
 def test_distill_bad_input_exit_2_nothing_written(tree8, tmp_path, capsys, args, msg):
     out = tmp_path / "never"
     argv = ["distill", "--dataset", f"imagefolder:{tree8}", "--width", "4", "--depth", "1",

@@ -22,6 +22,7 @@ from avalanche.training.storage_policy import ClassBalancedBuffer, ExemplarsBuff
 
 from ..budget import DTYPE_BYTES, Shape, budget_from_bytes, fullrank_floats, lowrank_floats
 from ..config import DistillConfig
+from ..context import Context
 from ..distill import Distiller, write_outputs
 from ..memory import Memory, load_memory, memory_metadata, save_memory
 from ..pipeline import PreparedData
@@ -174,7 +175,8 @@ class RandomExemplarBuffer(PerExperienceMemoryBuffer):
 
 class DistilledBuffer(PerExperienceMemoryBuffer):
     """MTT / MTT-LSS: each experience is distilled into ``max_size`` bytes of factors (or pixels)
-    with learned soft labels; the buffer holds the reconstructed images."""
+    with learned soft labels, optionally next to the earlier memories (past-aware, see
+    :mod:`lss_cl.context`); the buffer holds the reconstructed images."""
 
     def __init__(self, budget_bytes: int, memory_dir: str | Path, normalizer: Normalizer,
                  num_classes: int, distill: DistillConfig, data_for: DataFor, work_dir: str | Path,
@@ -186,13 +188,22 @@ class DistilledBuffer(PerExperienceMemoryBuffer):
         self.progress = progress
         self.last_seconds: dict[str, float] = {}
 
+    def context(self) -> Context | None:
+        """The earlier memories, for past-aware distillation (``distill.context_batch > 0``)."""
+        if not self.distill.context_batch or not self.memories:
+            return None
+        x, p = self.replay_tensors()
+        seen = sorted({c for m in self.memories for c in m.classes})
+        return Context(x, p[:, seen], seen)
+
     def make_memory(self, exp: Any, index: int, path: Path) -> None:
         classes = experience_classes(exp)
         cfg = dataclasses.replace(
             self.distill, ipc=None, out=str(self.work_dir / f"exp_{index:02d}"),
             budget_floats=budget_from_bytes(self.max_size, self.distill.storage_dtype),
             data=dataclasses.replace(self.distill.data, classes=classes))
-        result = Distiller(cfg, progress=self.progress, data=self.data_for(classes)).run(resume=True)
+        result = Distiller(cfg, progress=self.progress, data=self.data_for(classes),
+                           context=self.context()).run(resume=True)
         write_outputs(cfg, result, memory_path=path)
         shutil.copy(Path(cfg.out) / "report.json", path.with_suffix(".report.json"))
         self.last_seconds = dict(result.seconds)
