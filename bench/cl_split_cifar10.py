@@ -1,7 +1,7 @@
 """Benchmark: continual learning on the quick split-CIFAR-10 scenario (+ one CIFAR-100 result).
 
 Replay-during-training: lss and replay × 3 seeds, naive, joint, mtt × 1 seed; retrain-on-memory:
-lss and replay × 1 seed; split-CIFAR-100 quick: lss vs replay × 1 seed. Every run is resumable
+lss and replay × 1 seed; split-CIFAR-100 quick: lss vs replay × 1 seed, then seeds 1 and 2. Every run is resumable
 (``--resume``) and finished runs are skipped, so the benchmark can span sessions. Writes the
 run folders to bench-work/runs and the ``lss-cl compare`` table to
 bench/results/cl_split_cifar10.md (+ JSON with every run's metrics). The retrain-protocol lss
@@ -41,7 +41,9 @@ PLAN = [(Q10, "replay", "lss", 0), (Q10, "replay", "replay", 0),
         (Q10, "replay", "lss", 2), (Q10, "replay", "replay", 2),
         (Q10, "replay", "mtt", 0), (Q10, "retrain", "lss", 0), (Q10, "retrain", "replay", 0),
         (Q100, "replay", "lss", 0), (Q100, "replay", "replay", 0),
-        (Q10, "replay", "naive", 0), (Q10, "replay", "joint", 0)]
+        (Q10, "replay", "naive", 0), (Q10, "replay", "joint", 0),
+        (Q100, "replay", "replay", 1), (Q100, "replay", "lss", 1),
+        (Q100, "replay", "replay", 2), (Q100, "replay", "lss", 2)]
 
 
 def main() -> int:
